@@ -103,7 +103,11 @@ def _check_trailing(name: str, x: jax.Array, size: int) -> None:
 
 
 def _float(*arrays: jax.Array) -> list[jax.Array]:
-    dtype = jnp.promote_types(jnp.result_type(*arrays), jnp.result_type(float))
+    # Float inputs keep their precision; anything else becomes JAX's default
+    # float (float32, or float64 in x64 mode).
+    dtype = jnp.result_type(*arrays)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
     return [jnp.asarray(x, dtype) for x in arrays]
 
 
