@@ -245,7 +245,7 @@ def put_scene(model: mujoco.MjModel | None = None, dtype=None) -> Scene:
         ValueError: if the scene breaks the assumptions of the path or the IK.
     """
     model = load_model() if model is None else model
-    dtype = jnp.dtype(float) if dtype is None else jnp.dtype(dtype)
+    dtype = jax.dtypes.canonicalize_dtype(float if dtype is None else dtype)
 
     # force the pure-JAX implementation so that the same code runs everywhere
     mjx_model = mjx.put_model(model, impl="jax")
@@ -275,7 +275,11 @@ def _default_scene(dtype: str) -> Scene:
 def _prepare(x, scene: Scene | None) -> tuple[jax.Array, Scene]:
     """Give ``x`` a float dtype and return it with a scene of the same dtype."""
     x = jnp.asarray(x)
-    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        # half precision is too coarse for millimetre geometry
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+    else:
+        dtype = jax.dtypes.canonicalize_dtype(float)
     x = x.astype(dtype)
     if scene is None:
         return x, _default_scene(dtype.name)
