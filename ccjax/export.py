@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -281,6 +282,12 @@ def default_workers() -> int:
 # Sampling (parent process, JAX)
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _sample_block(key: jax.Array, n: int, label_probs: jax.Array | None):
+    """``ccjax.sample``, compiled once per process for the fixed block size."""
+    return ccjax.sample(key, n, label_probs=label_probs)
+
+
 def sample_shard(config: ExportConfig, shard: Shard) -> dict[str, np.ndarray]:
     """Sample the pairs of one file, independent of every other file.
 
@@ -299,14 +306,16 @@ def sample_shard(config: ExportConfig, shard: Shard) -> dict[str, np.ndarray]:
     shard_key = jax.random.fold_in(
         jax.random.fold_in(root, _SPLIT_IDS[shard.split]), shard.index
     )
-    label_probs = None if config.label_probs is None else tuple(config.label_probs)
 
     # Float64 latents are part of the file format, so sample in x64 mode.
     blocks = []
     with jax.enable_x64(True):
+        label_probs = None
+        if config.label_probs is not None:
+            label_probs = jax.numpy.asarray(config.label_probs, dtype=np.float64)
         for block in range(math.ceil(shard.n_pairs / SAMPLE_BLOCK)):
             key = jax.random.fold_in(shard_key, block)
-            batch = ccjax.sample(key, SAMPLE_BLOCK, label_probs=label_probs)
+            batch = _sample_block(key, SAMPLE_BLOCK, label_probs=label_probs)
             blocks.append(jax.device_get(batch))
 
     dtypes = {
@@ -601,9 +610,8 @@ def run_export(
     written: list[str] = []
     if todo:
         # Fail here, with the install hint, rather than inside a worker.
+        render.check_gl()
         model = physics.load_model()
-        with render.SceneRenderer(physics.load_model()):
-            pass
         manifest = _read_manifest(plan.out_dir)
         gl_threads = max(1, default_workers() // workers)
         pool = concurrent.futures.ProcessPoolExecutor(
@@ -715,7 +723,10 @@ def export(
         ExportError: bad parameters or output directory; nothing was written.
         render.GLUnavailableError: no OpenGL context can be created.
     """
-    plan = prepare_export(out_dir, config or ExportConfig(), overwrite=overwrite)
+    config = config or ExportConfig()
+    config.validate()
+    render.check_gl()
+    plan = prepare_export(out_dir, config, overwrite=overwrite)
     return run_export(plan, workers=workers, progress=progress)
 
 

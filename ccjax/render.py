@@ -54,6 +54,7 @@ __all__ = [
     "LAMP_RGB",
     "GLUnavailableError",
     "SceneRenderer",
+    "check_gl",
     "encode_jpeg",
     "gl_backend",
     "lamp_appearance",
@@ -286,6 +287,17 @@ class SceneRenderer:
         # Channel 0 is the object id, channel 1 its type; keep geoms only.
         geom = ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM
         return np.where(geom, ids[..., 0], -1).astype(np.int32)
+
+
+def check_gl() -> None:
+    """Open and close a renderer of the packaged scene, to fail early.
+
+    Raises:
+        GLUnavailableError: no headless OpenGL context can be created; the
+            message names the Debian packages to install.
+    """
+    with SceneRenderer():
+        pass
 
 
 def encode_jpeg(image: np.ndarray, quality: int = DEFAULT_QUALITY) -> bytes:
