@@ -165,8 +165,11 @@ def _finger_frames(model: mujoco.MjModel) -> dict[str, np.ndarray]:
     # hanging from the world, then two joints about +x whose links point
     # straight down at zero angle; anything else needs a different solver
     expected_axes = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    parents = [b.parentid[0] for b in body.values()]
+    chain = [0, body["upper"].id, body["middle"].id, body["lower"].id]
     ok = (
-        body["upper"].parentid[0] == 0
+        parents == chain
+        and model.site("fingertip").bodyid[0] == body["tip"].id
         and all(np.allclose(b.quat, identity) for b in body.values())
         and np.allclose(axes, expected_axes)
         and np.allclose(anchors, 0.0)
