@@ -792,8 +792,10 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ExportError(f"cannot read {path}: {err.strerror or err}") from err
     if magic != b"PK\x03\x04":
         raise ExportError(f"{path} is not an npz file")
+    # Open the file here rather than in np.load, which leaves its handle open
+    # when the zip directory is corrupt.
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         reason = str(err).strip().split(". ")[0] if str(err).strip() else "corrupt"
