@@ -23,8 +23,10 @@ pure JAX without host callbacks, so the same code runs on CPU, GPU and TPU.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 import logging
 from pathlib import Path
 
@@ -32,7 +34,14 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
+
+# MJX prints a notice on import when its optional Warp backend is absent. This
+# library never uses Warp and keeps stdout for its callers, so the notice goes
+# to the debug log instead.
+with contextlib.redirect_stdout(io.StringIO()) as _import_notice:
+    from mujoco import mjx
+if _import_notice.getvalue():
+    logging.debug("mujoco.mjx import: %s", _import_notice.getvalue().strip())
 
 # Button order everywhere in this module is the SCM's variable order.
 BUTTONS = ("red", "green", "blue")
