@@ -6,6 +6,7 @@ topological order) solve the same batch in the same process:
 * ccjax's ``scm.solve`` (jitted, float32, and float64 under x64);
 * the same model built on TensorFlow Probability's JAX substrate
   (``tfp.distributions.Beta(...).quantile``, jitted, float32), if installed;
+  its quantile is wrong at exactly u = 0.5, so the noise is stepped off 0.5;
 * the same model in NumPy on SciPy's ``stats.beta.ppf`` (float64).
 
 Compile time is reported apart from steady state. Run from the repository
@@ -78,7 +79,12 @@ def main() -> None:
     noise64 = rng.uniform(size=(args.n, 4))
     # Presses as the robot makes them: mostly zero, some partial, some full.
     pressed64 = np.clip(rng.uniform(-1.5, 1.5, size=(args.n, 3)), 0, 1)
-    noise, pressed = jnp.float32(noise64), jnp.float32(pressed64)
+    # TFP's Beta quantile is wrong at exactly u = 0.5, so every comparison
+    # steps the noise off 0.5 (in float64 and float32 alike).
+    noise64[noise64 == 0.5] = np.nextafter(0.5, 1.0)
+    noise32 = noise64.astype(np.float32)
+    noise32[noise32 == 0.5] = np.nextafter(np.float32(0.5), np.float32(1))
+    noise, pressed = jnp.asarray(noise32), jnp.float32(pressed64)
 
     ours, ours_out = bench_jax("ccjax f32", scm.solve, noise, pressed, args.repeat)
     with jax.enable_x64(True):
