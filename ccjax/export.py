@@ -534,12 +534,11 @@ def prepare_export(
         )
     recorded = {} if manifest is None else manifest["files"]
     done = frozenset(_verified(out, recorded))
-    if not overwrite:
-        foreign = [
-            s.filename
-            for s in shards
-            if s.filename not in recorded and (out / s.filename).exists()
-        ]
+    # Without a manifest, files in the way belong to someone else. With a
+    # matching one, the directory is this export's: a file it does not list
+    # was renamed into place just before a kill, and is simply made again.
+    if manifest is None and not overwrite:
+        foreign = [s.filename for s in shards if (out / s.filename).exists()]
         if foreign:
             raise ExportError(
                 f"{out / foreign[0]} already exists and is not part of an "

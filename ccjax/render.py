@@ -127,11 +127,13 @@ def _select_gl_backend() -> str:
         logger.debug("MUJOCO_GL=%s set by the user", os.environ["MUJOCO_GL"])
         return os.environ["MUJOCO_GL"]
 
-    # If nothing loads, EGL is still the best guess; the renderer then fails
-    # with the install hint.
     backend = next(
-        (name for name, libs in _HEADLESS_LIBRARIES.items() if _loads(libs)), "egl"
+        (name for name, libs in _HEADLESS_LIBRARIES.items() if _loads(libs)), None
     )
+    if backend is None:
+        # Leave mujoco's default; SceneRenderer then fails with the hint.
+        logger.debug("MUJOCO_GL unset and neither EGL nor OSMesa loads")
+        return ""
     os.environ["MUJOCO_GL"] = backend
     logger.debug("MUJOCO_GL unset; selected %s", backend)
 
@@ -140,7 +142,12 @@ def _select_gl_backend() -> str:
     # renderer uses the backend just selected.
     chooser = sys.modules.get("mujoco.rendering.classic.gl_context")
     if chooser is not None:
-        importlib.reload(chooser)
+        try:
+            importlib.reload(chooser)
+        except Exception as err:  # a broken GL stack fails in many ways
+            # Importing ccjax must not fail here; creating a renderer will,
+            # with the install hint.
+            logger.debug("reloading mujoco's GL chooser failed: %s", err)
     return backend
 
 
@@ -148,7 +155,10 @@ _BACKEND = _select_gl_backend()
 
 
 def gl_backend() -> str:
-    """The OpenGL backend MuJoCo renders with (``egl``, ``osmesa``, ...)."""
+    """The OpenGL backend MuJoCo renders with (``egl``, ``osmesa``, ...).
+
+    Empty when ``MUJOCO_GL`` was unset and no headless library loads.
+    """
     return _BACKEND
 
 
@@ -216,10 +226,10 @@ class SceneRenderer:
             self._renderer = mujoco.Renderer(model, IMAGE_SIZE, IMAGE_SIZE)
         except Exception as err:  # the GL stack fails with many error types
             cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            backend = os.environ.get("MUJOCO_GL") or "unset, no EGL or OSMesa found"
             raise GLUnavailableError(
-                f"cannot create a headless OpenGL context with "
-                f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')} "
-                f"({type(err).__name__}: {cause}); {_INSTALL_HINT}"
+                f"cannot create a headless OpenGL context (MUJOCO_GL={backend}; "
+                f"{type(err).__name__}: {cause}); {_INSTALL_HINT}"
             ) from err
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = shadows
 

@@ -1,6 +1,5 @@
 """Rendering: image format, lamp brightness read back from pixels, JPEG, GL."""
 
-import ctypes
 import io
 import os
 import subprocess
@@ -175,18 +174,9 @@ def test_headless_backend_is_chosen_even_after_mujoco_was_imported():
     }
 
 
-def _osmesa_loads() -> bool:
-    for name in ("libOSMesa.so.8", "libOSMesa.so.6", "libOSMesa.so"):
-        try:
-            ctypes.CDLL(name)
-        except OSError:
-            continue
-        return True
-    return False
-
-
-@pytest.mark.skipif(_osmesa_loads(), reason="OSMesa is installed here")
 def test_missing_gl_gives_one_line_install_hint():
+    # libglvnd finds no EGL driver here: what a machine without Mesa's EGL
+    # driver (Debian libegl-mesa0, pulled in by libgl1-mesa-dri) looks like.
     result = _run(
         """
         from ccjax import render
@@ -195,9 +185,9 @@ def test_missing_gl_gives_one_line_install_hint():
         except render.GLUnavailableError as err:
             print(str(err))
         """,
-        MUJOCO_GL="osmesa",
+        __EGL_VENDOR_LIBRARY_FILENAMES="/nonexistent/egl_vendor.json",
     )
     assert result.returncode == 0, result.stderr
     message = result.stdout.strip().splitlines()[-1]
-    assert "MUJOCO_GL=osmesa" in message
-    assert "libosmesa6" in message and "libegl1" in message
+    assert message.startswith("cannot create a headless OpenGL context")
+    assert "libegl1" in message and "libosmesa6" in message
