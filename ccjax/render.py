@@ -26,10 +26,16 @@ a product of two positive, increasing functions of ``z``, so every lamp pixel
 is monotone in ``z`` (strictly, as long as no channel reaches 255), and a model
 can read the intensity back from the image. See :func:`lamp_appearance`.
 
-JPEG. Images are encoded with Pillow, whose wheels are built on libjpeg-turbo;
-``bench/bench_jpeg.py`` compares it with simplejpeg and PyTurboJPEG. The
-default quality is :data:`DEFAULT_QUALITY` with 4:2:0 chroma subsampling
-(Pillow's default).
+JPEG. Images are encoded with Pillow, whose wheels bundle libjpeg-turbo (3.2
+at the time of writing). ``bench/bench_jpeg.py`` compares it with simplejpeg,
+which bundles the same library: on rendered frames at quality 95 both write
+the same sizes (about 20 KiB per image) and the same fidelity (about 45.5 dB
+PSNR), simplejpeg being faster by about 0.2 ms per image, about 1% of the
+time it takes to render that image. Pillow wins by being a dependency already.
+PyTurboJPEG 2 needs a system libturbojpeg of version 3 or later, which Debian
+12 does not ship, so it cannot be installed with pip alone. The default
+quality is :data:`DEFAULT_QUALITY` with 4:2:0 chroma subsampling (Pillow's
+default); 4:4:4 keeps colour edges sharper for about 30% more bytes.
 """
 
 from __future__ import annotations
