@@ -55,9 +55,10 @@ def bench_render_and_encode(n: int) -> float:
     for label, kwargs in [
         ("render (scene AA x4)", {}),
         ("render (no AA)", {"multisamples": 0}),
-        ("render (scene AA, shadows on)", {"shadows": True}),
+        ("render (scene AA x4, shadows)", {"shadows": True}),
+        ("render (no AA, shadows)", {"multisamples": 0, "shadows": True}),
     ]:
-        with render.SceneRenderer(physics.load_model(), **kwargs) as renderer:
+        with render.SceneRenderer(model, **kwargs) as renderer:
             renderer.render(qpos[0], lights[0])  # first frame builds GL state
             seconds = timeit(
                 lambda r=renderer: [r.render(q, z) for q, z in frames], repeat=3

@@ -275,7 +275,10 @@ class ExportSummary:
 
 def default_workers() -> int:
     """One worker per CPU core available to this process."""
-    return len(os.sched_getaffinity(0))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 # ----------------------------------------------------------------------------
@@ -548,11 +551,11 @@ def prepare_export(
     # Everything checked: now touch the disk.
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with _temporary(out, "probe"):
+        with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as err:
         raise ExportError(f"cannot write to {out}: {err.strerror or err}") from err
-    _remove_stale_temporaries(out)
+    _remove_stale_temporaries(out, [s.filename for s in shards] + [MANIFEST_NAME])
     _write_manifest(
         out,
         {"params": params, "files": {name: recorded[name] for name in sorted(done)}},
@@ -574,11 +577,12 @@ def _verified(out: Path, recorded: dict) -> Iterator[str]:
             )
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temporary files left by runs that were killed."""
-    for path in out.glob(f".*{_TMP_SUFFIX}"):
-        logger.debug("removing stale temporary %s", path)
-        path.unlink(missing_ok=True)
+def _remove_stale_temporaries(out: Path, names: list[str]) -> None:
+    """Delete temporary files that killed runs left next to ``names``."""
+    for name in names:
+        for path in out.glob(f".{name}.*{_TMP_SUFFIX}"):
+            logger.debug("removing stale temporary %s", path)
+            path.unlink(missing_ok=True)
 
 
 def run_export(

@@ -40,6 +40,7 @@ default); 4:4:4 keeps colour edges sharper for about 30% more bytes.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import importlib
 import io
@@ -191,15 +192,16 @@ class SceneRenderer:
 
     Each instance owns an OpenGL context; use it as a context manager (or call
     :meth:`close`) so that the context is released before the process exits.
-    It changes the lamp materials of ``model`` in place while rendering, so
-    give each renderer its own model.
+    It renders a private copy of ``model``, whose lamp materials (and, if
+    asked, anti-aliasing) it edits; the model passed in is left unchanged.
 
     Args:
         model: the CausalCircuit scene; ``None`` loads it with
             ``ccjax.physics.load_model()``.
         camera: name of the camera to render from.
-        shadows: draw shadows. They cost several times the rest of a frame on
-            a software renderer.
+        shadows: draw the shadows of lights that cast them. On a software
+            renderer each such light costs several times the rest of a frame;
+            the packaged scene's lights cast none, so there it changes nothing.
         multisamples: anti-aliasing samples per pixel of the offscreen buffer;
             ``None`` keeps the scene file's ``offsamples``, 0 turns it off.
 
@@ -219,6 +221,8 @@ class SceneRenderer:
             from ccjax import physics  # the scene's owner; imported on demand
 
             model = physics.load_model()
+        # physics.load_model() shares one model per process: edit a copy.
+        model = copy.copy(model)
         if multisamples is not None:
             model.vis.quality.offsamples = multisamples
         self.model = model

@@ -135,6 +135,16 @@ def test_jpeg_quality_trades_size(renderer, rest_qpos):
     assert sizes[0] < sizes[1] < sizes[2]
 
 
+def test_renderer_leaves_the_shared_model_unchanged(model, rest_qpos):
+    rgba, emission = model.mat_rgba.copy(), model.mat_emission.copy()
+    samples = model.vis.quality.offsamples
+    with render.SceneRenderer(model, multisamples=0) as renderer:
+        renderer.render(rest_qpos, np.ones(3))
+    np.testing.assert_array_equal(model.mat_rgba, rgba)
+    np.testing.assert_array_equal(model.mat_emission, emission)
+    assert model.vis.quality.offsamples == samples
+
+
 def test_closed_renderer_refuses_to_render(model, rest_qpos):
     renderer = render.SceneRenderer(model)
     renderer.close()
