@@ -100,10 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write train/val/test npz files; rerun to resume.",
     )
     gen.add_argument("--out", required=True, type=Path, help="output directory")
-    gen.add_argument("--seed", type=_seed, default=defaults.seed)
-    gen.add_argument("--train", type=_positive, default=defaults.n_train)
-    gen.add_argument("--val", type=_positive, default=defaults.n_val)
-    gen.add_argument("--test", type=_positive, default=defaults.n_test)
+    gen.add_argument(
+        "--seed",
+        type=_seed,
+        default=defaults.seed,
+        help="root of all randomness, 0 to 2**32-1 (default %(default)s)",
+    )
+    for split, default in [
+        ("train", defaults.n_train),
+        ("val", defaults.n_val),
+        ("test", defaults.n_test),
+    ]:
+        gen.add_argument(
+            f"--{split}",
+            type=_positive,
+            default=default,
+            metavar="N",
+            help=f"pairs in the {split} split (default %(default)s)",
+        )
     gen.add_argument(
         "--shards",
         type=_positive,
@@ -135,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="anti-aliasing samples per pixel, 0 for none (default: the scene's)",
     )
-    gen.add_argument("--shadows", action="store_true", help="draw shadows (slower)")
+    gen.add_argument(
+        "--shadows",
+        action="store_true",
+        help="draw shadows (2-3x slower on a software renderer)",
+    )
     gen.add_argument(
         "--overwrite", action="store_true", help="replace existing output in --out"
     )
