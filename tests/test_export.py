@@ -146,6 +146,13 @@ def test_a_file_depends_only_on_seed_split_and_index():
         assert not np.array_equal(a["epsilon"], other["epsilon"])
 
 
+def test_label_probabilities_reach_the_sampler():
+    only_arm = dataclasses.replace(CONFIG, label_probs=(0.0, 0.0, 0.0, 0.0, 1.0))
+    arrays = export.sample_shard(only_arm, export.Shard("val", 0, 20, "val.npz"))
+    np.testing.assert_array_equal(arrays["intervention_labels"], 4)
+    np.testing.assert_array_equal(arrays["intervention_masks"], LABEL_MASKS[[4] * 20])
+
+
 def test_rerun_with_same_parameters_skips_finished_files(one_worker):
     out = one_worker[0]
     before = {name: _sha256(out / name) for name in FILES}
