@@ -29,8 +29,8 @@ can read the intensity back from the image. See :func:`lamp_appearance`.
 JPEG. Images are encoded with Pillow, whose wheels bundle libjpeg-turbo (3.2
 at the time of writing). ``bench/bench_jpeg.py`` compares it with simplejpeg,
 which bundles the same library: on rendered frames at quality 95 both write
-the same sizes (about 20 KiB per image) and the same fidelity (about 45.5 dB
-PSNR), simplejpeg being faster by about 0.2 ms per image, about 1% of the
+the same sizes (about 21 KiB per image) and the same fidelity (about 45 dB
+PSNR), simplejpeg being faster by about 0.3 ms per image, about 2% of the
 time it takes to render that image. Pillow wins by being a dependency already.
 PyTurboJPEG 2 needs a system libturbojpeg of version 3 or later, which Debian
 12 does not ship, so it cannot be installed with pip alone. The default
