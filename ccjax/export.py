@@ -711,6 +711,12 @@ def export(
 ) -> ExportSummary:
     """Generate a CausalCircuit dataset on disk, resuming an interrupted run.
 
+    The rendering workers are started with the ``spawn`` method, which imports
+    the calling script again in each worker. Call this from a function or
+    under ``if __name__ == "__main__":`` in a script (a notebook or the
+    ``ccjax`` command needs nothing special); otherwise every worker reruns
+    the script and the pool breaks.
+
     Args:
         out_dir: directory to write to (created if needed).
         config: generation parameters; ``None`` is the full default dataset
