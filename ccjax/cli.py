@@ -3,7 +3,7 @@
 ``ccjax generate --out DIR``
     Write the train/val/test npz files (resumable; rerun the same command
     after an interruption).
-``ccjax show FILE --out PNG``
+``ccjax show FILE --out SHEET.png`` (or ``.jpg``)
     Draw a contact sheet of before/after pairs with their labels and latents.
 ``ccjax info FILE``
     Check a file against the format of the published dataset and summarise it.
@@ -31,6 +31,8 @@ EXIT_USAGE = 2
 EXIT_RUNTIME = 1
 EXIT_INTERRUPTED = 130
 _LABEL_NAMES = ("none", "red", "green", "blue", "arm")
+# Contact sheets as PNG (exact) or JPEG (small enough to commit or share).
+_SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -164,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw before/after pairs of an npz file with their labels.",
     )
     show.add_argument("file", type=Path, help="an npz file")
-    show.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    show.add_argument(
+        "--out", required=True, type=Path, help="PNG or JPEG file to write"
+    )
     show.add_argument("--pairs", type=_positive, default=8, help="rows to draw")
     show.add_argument("--start", type=_non_negative, default=0, help="first pair")
     show.add_argument("--overwrite", action="store_true", help="replace --out")
@@ -231,8 +235,9 @@ def _generate(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         return _fail(f"{args.out} exists; use --overwrite to replace it")
-    if args.out.suffix.lower() != ".png":
-        return _fail(f"--out must name a .png file, got {args.out}")
+    image_format = _SHEET_FORMATS.get(args.out.suffix.lower())
+    if image_format is None:
+        return _fail(f"--out must name a .png or .jpg file, got {args.out}")
     sheet = export.contact_sheet(args.file, pairs=args.pairs, start=args.start)
     try:
         with tempfile.NamedTemporaryFile(
@@ -241,7 +246,7 @@ def _show(args: argparse.Namespace) -> int:
             suffix=".tmp",
             delete=False,
         ) as f:
-            sheet.save(f, format="PNG")
+            sheet.save(f, format=image_format, quality=90)
         os.replace(f.name, args.out)
     except OSError as err:
         return _fail(f"cannot write {args.out}: {err.strerror or err}")

@@ -94,6 +94,11 @@ def test_show_draws_a_contact_sheet(reference, env, tmp_path):
     with Image.open(png) as sheet:
         # Two 256-pixel images and a caption column per row; val has 2 pairs.
         assert sheet.format == "PNG" and sheet.size == (2 * 256 + 300, 2 * 256)
+    jpeg = tmp_path / "sheet.jpg"
+    result = ccjax("show", reference[0] / "val.npz", "--out", jpeg, env=env)
+    assert result.returncode == 0, result.stderr
+    with Image.open(jpeg) as sheet:
+        assert sheet.format == "JPEG" and sheet.size == (2 * 256 + 300, 2 * 256)
 
 
 def test_killed_generate_resumes_to_identical_output(reference, env, tmp_path):
@@ -246,6 +251,7 @@ def test_show_refuses_bad_input_with_one_line(reference, env, tmp_path):
         ["show", source, "--out", tmp_path / "b.png", "--pairs", "0"],
         ["show", source, "--out", tmp_path / "c.png", "--start", "99"],
         ["show", source, "--out", tmp_path / "no_dir" / "d.png"],
+        ["show", source, "--out", tmp_path / "e.gif"],
     ]
     before = snapshot(tmp_path)
     for args in cases:
