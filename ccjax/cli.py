@@ -16,9 +16,7 @@ machine cannot render (no headless OpenGL); 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -240,14 +238,8 @@ def _show(args: argparse.Namespace) -> int:
         return _fail(f"--out must name a .png or .jpg file, got {args.out}")
     sheet = export.contact_sheet(args.file, pairs=args.pairs, start=args.start)
     try:
-        with tempfile.NamedTemporaryFile(
-            dir=args.out.parent,
-            prefix=f".{args.out.name}.",
-            suffix=".tmp",
-            delete=False,
-        ) as f:
+        with export.atomic_file(args.out) as f:
             sheet.save(f, format=image_format, quality=90)
-        os.replace(f.name, args.out)
     except OSError as err:
         return _fail(f"cannot write {args.out}: {err.strerror or err}")
     print(f"wrote {args.out} ({sheet.width}x{sheet.height} pixels)")

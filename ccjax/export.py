@@ -34,6 +34,7 @@ libjpeg-turbo build inside Pillow, and the pixels on the OpenGL implementation.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -71,6 +72,7 @@ __all__ = [
     "ExportSummary",
     "FileReport",
     "Shard",
+    "atomic_file",
     "contact_sheet",
     "default_workers",
     "export",
@@ -410,6 +412,31 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
         os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
+    """Write a file so that it appears complete under its name, or not at all.
+
+    Yields a binary file open on a hidden temporary name in the same
+    directory. When the block ends normally the file is synced and renamed to
+    ``path`` (replacing it); when the block raises, the temporary is removed.
+
+    Args:
+        path: the final file name.
+    """
+    final = Path(path)
+    with _temporary(final.parent, final.name) as f:
+        tmp = Path(f.name)
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    _fsync_replace(tmp, final)
+
+
 def _temporary(out_dir: Path, name: str):
     """An open, hidden temporary file next to ``name``, for an atomic rename."""
     return tempfile.NamedTemporaryFile(
@@ -473,11 +500,8 @@ def _sha256(path: Path) -> str:
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
     """Replace the manifest atomically."""
-    with _temporary(out_dir, MANIFEST_NAME) as f:
+    with atomic_file(out_dir / MANIFEST_NAME) as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_replace(Path(f.name), out_dir / MANIFEST_NAME)
 
 
 def _read_manifest(out_dir: Path) -> dict | None:
@@ -682,17 +706,8 @@ def _spool(results, spool, progress) -> np.ndarray:
 def _finish_file(out_dir, shard, arrays, spool, lengths, manifest) -> None:
     """Write a file under a temporary name, rename it, and record it."""
     final = out_dir / shard.filename
-    with _temporary(out_dir, shard.filename) as f:
-        tmp = Path(f.name)
-        try:
-            _write_npz(f, arrays, spool, lengths)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    _fsync_replace(tmp, final)
+    with atomic_file(final) as f:
+        _write_npz(f, arrays, spool, lengths)
     manifest["files"][shard.filename] = {
         "pairs": shard.n_pairs,
         "sha256": _sha256(final),
