@@ -1,8 +1,9 @@
 """Plots of the button-press curves and of each latent's distribution.
 
-Writes ``bench/out/presses.png`` (the three presses over the arm position,
-with SPEC's calibration plateaus shaded) and ``bench/out/latents.png``
-(histograms of the four latents in the "before" states of ``--n`` pairs).
+Writes ``presses.png`` (the three presses over the arm position, with SPEC's
+calibration plateaus shaded) and ``latents.png`` (histograms of the four
+latents in the "before" states of ``--n`` pairs) into ``--out``, by default
+``bench/out``; the README's copies live in ``notebooks/figures``.
 Run from the repository root: ``python bench/plot_distributions.py``.
 """
 
@@ -61,11 +62,12 @@ def plot_latents(path: Path, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="samples to histogram")
+    parser.add_argument("--out", type=Path, default=OUT, help="output directory")
     args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    plot_presses(OUT / "presses.png")
-    plot_latents(OUT / "latents.png", args.n)
-    print(f"wrote {OUT / 'presses.png'} and {OUT / 'latents.png'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot_presses(args.out / "presses.png")
+    plot_latents(args.out / "latents.png", args.n)
+    print(f"wrote {args.out / 'presses.png'} and {args.out / 'latents.png'}")
 
 
 if __name__ == "__main__":
