@@ -321,27 +321,11 @@ def sample_shard(config: ExportConfig, shard: Shard) -> dict[str, np.ndarray]:
         for block in range(math.ceil(shard.n_pairs / SAMPLE_BLOCK)):
             key = jax.random.fold_in(shard_key, block)
             batch = _sample_block(key, SAMPLE_BLOCK, label_probs=label_probs)
-            blocks.append(jax.device_get(batch))
-
-    dtypes = {
-        "original_latents": np.float64,
-        "epsilon": np.float64,
-        "pressed": np.float64,
-        "intervention_labels": np.int64,
-        "intervention_masks": np.bool_,
-        "qpos": np.float64,
+            blocks.append(batch.to_numpy())
+    return {
+        name: np.concatenate([b[name] for b in blocks])[: shard.n_pairs]
+        for name in blocks[0]
     }
-    arrays = {}
-    for name, dtype in dtypes.items():
-        value = np.concatenate([np.asarray(getattr(b, name)) for b in blocks])
-        if value.dtype.kind != np.dtype(dtype).kind:
-            raise TypeError(f"ccjax.sample returned {name} as {value.dtype}")
-        # Widening int32 labels (JAX's default) is exact; floats must already
-        # be float64, since a float32 latent cannot be widened after the fact.
-        if value.dtype.kind == "f" and value.dtype != np.float64:
-            raise TypeError(f"ccjax.sample returned {name} as {value.dtype}")
-        arrays[name] = value[: shard.n_pairs].astype(dtype, copy=False)
-    return arrays
 
 
 # ----------------------------------------------------------------------------
