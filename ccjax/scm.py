@@ -45,6 +45,7 @@ __all__ = [
     "LABEL_TARGETS",
     "NOISE_CLIP",
     "N_VARIABLES",
+    "REACHES",
     "RED",
     "VARIABLES",
     "intervene",
