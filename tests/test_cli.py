@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +25,11 @@ RUN_TIMEOUT_S = 600
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Subprocess environment sharing one JAX compilation cache, so that only
-    the first run pays for compiling the sampler."""
+    the first run pays for compiling the sampler. The cache goes where the
+    command puts it by default, under the user's cache directory."""
     environ = dict(os.environ)
-    environ["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
+    environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+    environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user_cache"))
     return environ
 
 
@@ -66,6 +69,11 @@ def test_generate_writes_files_and_a_summary(reference):
     assert "pairs/s" in summary
     # The progress bar goes to stderr and reaches the total.
     assert "124/124" in result.stderr
+
+
+def test_generate_keeps_compiled_code_in_the_user_cache(reference, env):
+    cache = Path(env["XDG_CACHE_HOME"]) / "ccjax" / "jax"
+    assert any(cache.iterdir()), "no compiled code was cached"
 
 
 def test_generate_again_reports_complete_and_changes_nothing(reference, env):
