@@ -247,3 +247,17 @@ def test_sample_pairs_is_deterministic_and_jittable():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_vmap_and_leading_batch_axes_agree(x64):
+    rng = np.random.default_rng(6)
+    noise, pressed = random_inputs(rng, 24, np.float64)
+    flat = np.asarray(scm.solve(noise, pressed))
+    mapped = jax.vmap(scm.solve)(noise, pressed)
+    shaped = scm.solve(noise.reshape(2, 3, 4, 4), pressed.reshape(2, 3, 4, 3))
+    np.testing.assert_allclose(mapped, flat, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(shaped.reshape(24, 4), flat, rtol=0, atol=1e-14)
+
+    encoded = jax.jit(jax.vmap(scm.noise_encoding))(flat, pressed)
+    want = ref_noise_encoding(flat, pressed)
+    np.testing.assert_allclose(encoded, want, rtol=0, atol=TOL[np.float64])
