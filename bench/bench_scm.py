@@ -1,6 +1,6 @@
 """Throughput of the causal model's ``solve``: ccjax against TFP and SciPy.
 
-Three implementations of the same mechanisms (SPEC's light quantiles in
+Three implementations of the same mechanisms (the light quantiles in
 topological order) solve the same batch in the same process:
 
 * ccjax's ``scm.solve`` (jitted, float32, and float64 under x64);
@@ -28,7 +28,7 @@ from ccjax import scm
 
 
 def solve_tfp(noise, pressed):
-    """SPEC's mechanisms with TFP's Beta quantile, for comparison."""
+    """The mechanisms with TFP's Beta quantile, for comparison."""
     from tensorflow_probability.substrates import jax as tfp
 
     def light(eps, drive):
@@ -42,7 +42,7 @@ def solve_tfp(noise, pressed):
 
 
 def solve_scipy(noise, pressed):
-    """SPEC's mechanisms with SciPy's ``beta.ppf``, in float64."""
+    """The mechanisms with SciPy's ``beta.ppf``, in float64."""
 
     def light(eps, drive):
         return stats.beta.ppf(np.clip(eps, 0.001, 0.999), 1 + 3 * drive, 4 - 3 * drive)

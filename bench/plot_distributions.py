@@ -1,7 +1,7 @@
 """Plots of the button-press curves and of each latent's distribution.
 
-Writes ``presses.png`` (the three presses over the arm position, with SPEC's
-calibration plateaus shaded) and ``latents.png`` (histograms of the four
+Writes ``presses.png`` (the three presses over the arm position, with the
+published plateaus shaded) and ``latents.png`` (histograms of the four
 latents in the "before" states of ``--n`` pairs) into ``--out``, by default
 ``bench/out``; the README's copies live in ``notebooks/figures``.
 Run from the repository root: ``python bench/plot_distributions.py``.
@@ -25,7 +25,7 @@ from ccjax import physics, scm
 
 OUT = Path(__file__).with_name("out")
 COLOURS = ("tab:red", "tab:green", "tab:blue", "tab:gray")
-# SPEC's measured plateaus where a button is fully pressed.
+# Plateaus where a button is fully pressed, measured from the published data.
 PLATEAUS = {"green": (0.228, 0.297), "red": (0.48, 0.56), "blue": (0.785, 0.857)}
 
 
@@ -38,7 +38,7 @@ def plot_presses(path: Path) -> None:
     for i, name in enumerate(scm.VARIABLES[:3]):
         ax.plot(arm, pressed[:, i], color=COLOURS[i], label=f"{name} button")
     ax.set(xlabel="arm position $z_A$", ylabel="pressed", ylim=(-0.05, 1.05))
-    ax.set_title("Button presses along the arc (shaded: SPEC's plateaus)")
+    ax.set_title("Button presses along the arc (shaded: published plateaus)")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         help="check a file against the format and summarise it",
-        description="Validate an npz file against SPEC; exit 2 on any violation.",
+        description="Validate an npz file against the published format; exit 2 if not.",
     )
     info.add_argument("file", type=Path, help="an npz file")
     info.add_argument(

@@ -1,7 +1,7 @@
 """Writing CausalCircuit datasets to disk as npz files, resumably and in parallel.
 
 A dataset is a directory of npz files in the layout of the published
-CausalCircuit data (see ``SPEC.md``, section "Files"):
+CausalCircuit data (keys, shapes and dtypes in :func:`validate_file`):
 
 * the training split as ``train-0.npz`` ... ``train-{k-1}.npz`` (or a single
   ``train.npz`` when ``k = 1``), the layout the authors' training code reads;
@@ -301,7 +301,7 @@ def sample_shard(config: ExportConfig, shard: Shard) -> dict[str, np.ndarray]:
         shard: the file to sample.
 
     Returns:
-        Host arrays keyed by SPEC name, N = ``shard.n_pairs``:
+        Host arrays keyed by their names in the files, N = ``shard.n_pairs``:
         ``original_latents``, ``epsilon`` (N, 2, 4) float64; ``pressed``
         (N, 2, 3) float64; ``intervention_labels`` (N,) int64;
         ``intervention_masks`` (N, 4) bool; and ``qpos`` (N, 2, 3) float64,
@@ -438,11 +438,11 @@ def _zip_entry(name: str) -> zipfile.ZipInfo:
 def _write_npz(
     fileobj, arrays: dict[str, np.ndarray], spool, lengths: np.ndarray
 ) -> None:
-    """Write one SPEC npz file, streaming the JPEGs from ``spool``.
+    """Write one npz file of the published format, streaming the JPEGs from ``spool``.
 
     Args:
         fileobj: binary file to write to.
-        arrays: the non-image arrays, keyed by SPEC name.
+        arrays: the non-image arrays, keyed by their names in the file.
         spool: binary file holding the 2N JPEG files back to back.
         lengths: (2N,) int, length of each JPEG in ``spool``.
     """
@@ -765,7 +765,7 @@ class FileReport:
     Attributes:
         path: the file checked.
         n_pairs: pairs in the file (0 if it could not be read).
-        problems: every violation of SPEC found, in words; empty if valid.
+        problems: every violation of the format found, in words; empty if valid.
         label_counts: (5,) int, pairs per intervention label 0-4.
         image_bytes: width of the fixed-width image strings (``S<len>``).
         images_checked: JPEG files decoded.
@@ -813,7 +813,7 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
 def validate_file(
     path: str | os.PathLike, *, max_pairs: int | None = None
 ) -> FileReport:
-    """Check one npz file against SPEC, section "Files".
+    """Check one npz file against the published CausalCircuit file format.
 
     Checks the keys, shapes and dtypes; that latents, noise and presses are
     finite and in [0, 1]; that labels are 0-4 and the masks match them; that
@@ -943,7 +943,7 @@ def contact_sheet(
     green, blue, arm) of both states.
 
     Args:
-        path: an npz file in SPEC format.
+        path: an npz file in the published format.
         pairs: number of pairs (rows) to draw.
         start: index of the first pair.
         thumb: side of each image in the sheet, in pixels.
@@ -953,7 +953,7 @@ def contact_sheet(
         (fewer rows if the file ends first).
 
     Raises:
-        ExportError: the file cannot be read, lacks the SPEC keys, or has no
+        ExportError: the file cannot be read, lacks the published keys, or has no
             pair at ``start``.
     """
     arrays = _load_arrays(Path(path))

@@ -1,4 +1,4 @@
-"""An independent reference for the tests: SPEC's mechanisms in NumPy and SciPy.
+"""An independent reference for the tests: the mechanisms in NumPy and SciPy.
 
 Nothing here imports ccjax; the tests compare the library against it.
 """

@@ -1,4 +1,4 @@
-"""Export: SPEC file format, determinism, resume, validation, contact sheets."""
+"""Export: the published file format, determinism, resume, validation, sheets."""
 
 import dataclasses
 import hashlib
@@ -19,14 +19,14 @@ MIN_PSNR_DB = 40.0
 
 CONFIG = export.ExportConfig(seed=7, n_train=6, n_val=2, n_test=2, n_shards=2)
 FILES = ("train-0.npz", "train-1.npz", "val.npz", "test.npz")
-SPEC = {
+FORMAT = {
     "original_latents": ((2, 4), np.float64),
     "epsilon": ((2, 4), np.float64),
     "pressed": ((2, 3), np.float64),
     "intervention_labels": ((), np.int64),
     "intervention_masks": ((4,), np.bool_),
 }
-# Variables each label intervenes on (SPEC, "Interventions").
+# Variables each label intervenes on, as published.
 LABEL_MASKS = np.array(
     [
         [0, 0, 0, 0],
@@ -74,8 +74,8 @@ def test_export_writes_the_expected_files(one_worker):
 def test_files_follow_spec_without_pickle(one_worker, name):
     arrays = _load(one_worker[0] / name)
     n = {"train-0.npz": 3, "train-1.npz": 3, "val.npz": 2, "test.npz": 2}[name]
-    assert set(arrays) == {*SPEC, "imgs"}
-    for key, (trailing, dtype) in SPEC.items():
+    assert set(arrays) == {*FORMAT, "imgs"}
+    for key, (trailing, dtype) in FORMAT.items():
         assert arrays[key].shape == (n, *trailing), key
         assert arrays[key].dtype == dtype, key
     assert arrays["imgs"].shape == (n, 2)

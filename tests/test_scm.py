@@ -1,4 +1,4 @@
-"""The causal model against a plain NumPy/SciPy transcription of SPEC."""
+"""The causal model against a plain NumPy/SciPy transcription of its mechanisms."""
 
 import jax
 import jax.numpy as jnp
@@ -99,7 +99,7 @@ def test_noise_encoding_matches_reference_and_inverts_solve(dtype):
 
 
 def test_clip_atoms_are_exact(x64):
-    # Noise beyond the clip bounds, no press / full press: SPEC's atoms.
+    # Noise beyond the clip bounds, no press / full press: the published atoms.
     noise = np.array([[0.0, 0.0, 0.0, 0.5], [1.0, 1.0, 1.0, 0.5], [0.0, 0.0, 0.0, 0.5]])
     pressed = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
     z = np.asarray(scm.solve(noise, pressed))
