@@ -223,9 +223,7 @@ def _generate(args: argparse.Namespace) -> int:
         multisamples=args.multisamples,
         shadows=args.shadows,
     )
-    # Check everything that can fail before anything is written.
-    config.validate()
-    render.check_gl()
+    # Checks everything that can fail (OpenGL included) before writing.
     plan = export.prepare_export(args.out, config, overwrite=args.overwrite)
     if not plan.todo:
         print(f"{args.out}: all {len(plan.shards)} files already complete")

@@ -524,6 +524,8 @@ def prepare_export(
         ExportError: invalid parameters; ``out_dir`` not a writable directory;
             an export with other parameters, or files not made by this export,
             already there (unless ``overwrite``).
+        render.GLUnavailableError: files remain to be made and no OpenGL
+            context can be created.
     """
     config.validate()
     out = Path(out_dir)
@@ -555,6 +557,11 @@ def prepare_export(
                 f"{out / foreign[0]} already exists and is not part of an "
                 "unfinished export with these parameters; use overwrite"
             )
+
+    # Rendering is what needs OpenGL: without it, fail with the install hint
+    # before anything is written (a finished export needs no check).
+    if any(s.filename not in done for s in shards):
+        render.check_gl()
 
     # Everything checked: now touch the disk.
     try:
@@ -609,9 +616,6 @@ def run_export(
 
     Returns:
         What was written and skipped.
-
-    Raises:
-        render.GLUnavailableError: no OpenGL context can be created.
     """
     start = time.perf_counter()
     workers = default_workers() if workers is None else workers
@@ -620,8 +624,6 @@ def run_export(
     todo = plan.todo
     written: list[str] = []
     if todo:
-        # Fail here, with the install hint, rather than inside a worker.
-        render.check_gl()
         model = physics.load_model()
         manifest = _read_manifest(plan.out_dir)
         gl_threads = max(1, default_workers() // workers)
@@ -731,10 +733,7 @@ def export(
         ExportError: bad parameters or output directory; nothing was written.
         render.GLUnavailableError: no OpenGL context can be created.
     """
-    config = config or ExportConfig()
-    config.validate()
-    render.check_gl()
-    plan = prepare_export(out_dir, config, overwrite=overwrite)
+    plan = prepare_export(out_dir, config or ExportConfig(), overwrite=overwrite)
     return run_export(plan, workers=workers, progress=progress)
 
 
